@@ -1,0 +1,69 @@
+"""``energy-pipeline``: one command with subcommands.
+
+Each subcommand lives next to the code it drives and exposes ``register(subparsers)``; this module
+only lists them, so adding a command is one line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+from energy_pipeline.config import ENV_VARS, ConfigError, load_config
+
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "energy_pipeline.cli",  # config
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("config", help="validate the environment and show the chosen backends")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run_config)
+
+
+def run_config(args: argparse.Namespace) -> int:
+    config = load_config()
+    shown = {
+        "timeseries_backend": config.timeseries_backend,
+        "documents_backend": config.documents_backend,
+        "home": str(config.home),
+        "ha_url": config.ha_url,
+        "ha_token": "configured" if config.ha_token else "not configured",
+        "secret_key": "configured" if config.secret_key else "not configured",
+        "time_zone": config.time_zone,
+    }
+    if args.json:
+        print(json.dumps(shown))
+    else:
+        for key, value in shown.items():
+            print(f"{key:20} {value}")
+        print("\nvariables:", ", ".join(v.name for v in ENV_VARS))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="energy-pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
