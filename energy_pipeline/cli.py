@@ -16,6 +16,7 @@ from energy_pipeline.config import ENV_VARS, ConfigError, load_config
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "energy_pipeline.cli",  # config
+    "energy_pipeline.demo",
 )
 
 

@@ -1,8 +1,8 @@
 """Dagster resources, chosen by environment: production servers when configured, embedded otherwise."""
 
-from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 import dagster as dg
 
@@ -22,9 +22,13 @@ class TimeSeriesResource(dg.ConfigurableResource):
     @cached_property
     def store(self) -> TimeSeriesStore:
         store = open_timeseries(Config(questdb_addr=self.questdb_addr, questdb_pg_dsn=self.questdb_pg_dsn,
-                                       home=_path(self.home)))
+                                       home=Path(self.home)))
         store.ensure_schema()
         return store
+
+    @property
+    def backend(self) -> str:
+        return "questdb" if self.questdb_addr else "sqlite"
 
 
 class DocumentsResource(dg.ConfigurableResource):
@@ -35,26 +39,66 @@ class DocumentsResource(dg.ConfigurableResource):
 
     @cached_property
     def store(self) -> DocumentStore:
-        store = open_documents(Config(mongodb_uri=self.mongodb_uri, home=_path(self.home)))
+        store = open_documents(Config(mongodb_uri=self.mongodb_uri, home=Path(self.home)))
         store.ensure_schema()
         return store
 
+    @property
+    def backend(self) -> str:
+        return "mongodb" if self.mongodb_uri else "sqlite"
 
-def _path(value: str):
-    from pathlib import Path
 
-    return Path(value)
+class HomeAssistantResource(dg.ConfigurableResource):
+    """Connection to Home Assistant. Settings saved through the API win over ``HA_URL``/``HA_TOKEN``,
+    and are read at the start of every run, so a changed token needs no restart."""
+
+    url: str | None = None
+    token: str | None = None
+    secret_key: str | None = None
+    documents: DocumentsResource
+    command_timeout: float = 60.0
+
+    def settings_service(self):
+        from energy_pipeline.storage.secrets import SettingsService
+
+        config = Config(ha_url=self.url, ha_token=self.token, secret_key=self.secret_key)
+        return SettingsService(self.documents.store, config)
+
+    def connection(self) -> tuple[str, str]:
+        """The effective ``(url, token)``; raises a clear error when either is missing."""
+        service = self.settings_service()
+        url, token = service.effective_ha_url(), service.effective_ha_token()
+        if not url or not token:
+            missing = " and ".join(n for n, v in (("HA_URL", url), ("HA_TOKEN", token)) if not v)
+            raise dg.Failure(
+                f"Home Assistant is not configured: {missing} missing. Set the environment variable(s) "
+                "or save them through PUT /api/settings."
+            )
+        return url, token
+
+    def client(self):
+        """A connected-on-enter synchronous client: ``with ha.client() as client: ...``."""
+        from energy_pipeline.homeassistant.client import HomeAssistantSyncClient
+
+        url, token = self.connection()
+        return HomeAssistantSyncClient(url, token, command_timeout=self.command_timeout)
+
+
+def _env_or_none(config_value: str | None, name: str) -> dg.EnvVar | None:
+    """Pass secrets as ``EnvVar`` (so they are never shown in the UI), but only when set."""
+    return dg.EnvVar(name) if config_value else None
 
 
 def build_resources(config: Config | None = None) -> dict[str, dg.ConfigurableResource]:
     """The one place that decides local vs production: servers set in the environment win."""
     config = config or load_config()
     home = str(config.home)
-    if config.questdb_addr:
-        timeseries = TimeSeriesResource(questdb_addr=dg.EnvVar("QUESTDB_ADDR"),
-                                        questdb_pg_dsn=dg.EnvVar("QUESTDB_PG_DSN"), home=home)
-    else:
-        timeseries = TimeSeriesResource(home=home)
-    documents = (DocumentsResource(mongodb_uri=dg.EnvVar("MONGODB_URI"), home=home)
-                 if config.mongodb_uri else DocumentsResource(home=home))
-    return {"timeseries": timeseries, "documents": documents}
+    timeseries = TimeSeriesResource(questdb_addr=_env_or_none(config.questdb_addr, "QUESTDB_ADDR"),
+                                    questdb_pg_dsn=_env_or_none(config.questdb_pg_dsn, "QUESTDB_PG_DSN"),
+                                    home=home)
+    documents = DocumentsResource(mongodb_uri=_env_or_none(config.mongodb_uri, "MONGODB_URI"), home=home)
+    home_assistant = HomeAssistantResource(
+        url=config.ha_url, token=_env_or_none(config.ha_token, "HA_TOKEN"),
+        secret_key=_env_or_none(config.secret_key, "ENERGY_PIPELINE_SECRET_KEY"), documents=documents,
+    )
+    return {"timeseries": timeseries, "documents": documents, "home_assistant": home_assistant}
