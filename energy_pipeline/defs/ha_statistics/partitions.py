@@ -35,21 +35,21 @@ def statistics_start_date(config: Config) -> date:
 
 
 def house_time_zone(config: Config) -> str:
-    """The zone of day/week/month buckets: override (env, then saved setting), else HA's own zone as
-    recorded by the last entity discovery, else UTC until discovery has run."""
-    if config.time_zone:
-        return config.time_zone
+    """The zone of day/week/month buckets, resolved as the API resolves it (saved override,
+    ``ENERGY_PIPELINE_TIME_ZONE``, HA's zone from the last discovery, UTC)."""
     try:
         from energy_pipeline.storage.factory import open_documents
+        from energy_pipeline.storage.secrets import SettingsService
 
         store = open_documents(config)
         store.ensure_schema()
-        settings = store.get_settings()
+        service = SettingsService(store, config)
+        time_zone = service.effective_time_zone(store.get_settings().get("ha_time_zone"))
         store.close()
+        return time_zone
     except Exception as exc:  # the definitions must load even when the store is down
-        log.warning("time zone: document store not readable (%s); using UTC for daily partitions", exc)
-        return "UTC"
-    return settings.get("time_zone") or settings.get("ha_time_zone") or "UTC"
+        log.warning("time zone: document store not readable (%s); using %s", exc, config.time_zone or "UTC")
+        return config.time_zone or "UTC"
 
 
 def hourly_partitions(config: Config) -> dg.HourlyPartitionsDefinition:
