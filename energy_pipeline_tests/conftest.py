@@ -19,6 +19,15 @@ from pathlib import Path
 
 import pytest
 
+# Definitions read the environment at import: point them at a throw-away home before any test imports
+# them, so no test writes into the working tree's ./.energy_pipeline or sees a developer's servers.
+_TEST_HOME = Path(os.environ.get("ENERGY_PIPELINE_TEST_HOME") or
+                  __import__("tempfile").mkdtemp(prefix="energy-pipeline-tests-"))
+os.environ["ENERGY_PIPELINE_HOME"] = str(_TEST_HOME)
+os.environ.setdefault("ENERGY_PIPELINE_START_DATE", "2025-01-01")
+for _server_variable in ("HA_URL", "HA_TOKEN", "LEGACY_SQLITE_PATH"):
+    os.environ.pop(_server_variable, None)
+
 SECANTUS_START_TIMEOUT_S = 30.0
 SECANTUS_STOP_TIMEOUT_S = 15.0
 
