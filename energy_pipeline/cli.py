@@ -16,7 +16,9 @@ from energy_pipeline.config import ENV_VARS, ConfigError, load_config
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "energy_pipeline.cli",  # config
+    "energy_pipeline.homeassistant.check", "energy_pipeline.simulator.cli",  # ha check, simulate-ha
     "energy_pipeline.demo",
+    "energy_pipeline.api.cli",
 )
 
 

@@ -25,6 +25,8 @@ _TEST_HOME = Path(os.environ.get("ENERGY_PIPELINE_TEST_HOME") or
                   __import__("tempfile").mkdtemp(prefix="energy-pipeline-tests-"))
 os.environ["ENERGY_PIPELINE_HOME"] = str(_TEST_HOME)
 os.environ.setdefault("ENERGY_PIPELINE_START_DATE", "2025-01-01")
+# Daily partitions are laid out at import in the house's zone: the simulator's Europe/Berlin, with DST.
+os.environ.setdefault("ENERGY_PIPELINE_TIME_ZONE", "Europe/Berlin")
 for _server_variable in ("HA_URL", "HA_TOKEN", "LEGACY_SQLITE_PATH"):
     os.environ.pop(_server_variable, None)
 

@@ -131,3 +131,32 @@ def parse_state_value(state: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+class CommandTimeoutError(HomeAssistantConnectionError):
+    """No reply to a command within the command timeout; the connection may be dead or HA overloaded."""
+
+
+#: Roles an energy statistic can play (``DiscoveredEntity.role``). ``unclassified`` is used when the
+#: energy dashboard is not configured: the statistic is a meter, but HA does not say which one.
+ROLES: tuple[str, ...] = ("grid_import", "grid_export", "solar", "battery_in", "battery_out", "gas", "water",
+                          "device")
+ROLE_UNCLASSIFIED = "unclassified"
+
+
+@dataclass(frozen=True, slots=True)
+class HAEvent:
+    """Any event from ``subscribe_events`` (e.g. ``recorder_hourly_statistics_generated``)."""
+
+    event_type: str
+    data: dict[str, Any]
+    time_fired: datetime | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """Live events may be missing between ``start`` and ``end`` (aware UTC): fill them from history."""
+
+    start: datetime
+    end: datetime

@@ -12,7 +12,7 @@ from energy_pipeline.config import load_config
 from energy_pipeline.defs.ha_statistics.partitions import daily_partitions_def, hourly_partitions_def
 from energy_pipeline.defs.resources import DocumentsResource, HomeAssistantResource, TimeSeriesResource
 from energy_pipeline.storage.buckets import next_bucket_start
-from energy_pipeline.storage.documents import EntityRecord, SyncLogEntry
+from energy_pipeline.storage.documents import ROLES, EntityRecord, SyncLogEntry
 from energy_pipeline.storage.timeseries import DailySummary, StatisticRow
 
 GROUP = "ha_statistics"
@@ -48,7 +48,8 @@ def energy_entities(
         discovered = client.discover_entities()
     now = datetime.now(UTC)
     records = [
-        EntityRecord(entity_id=d.statistic_id, name=d.name, unit=d.unit, role=d.role, tracked=True,
+        EntityRecord(entity_id=d.statistic_id, name=d.name, unit=d.unit, role=d.role if d.role in ROLES else None,
+                     tracked=True,
                      source=d.source, has_sum=d.has_sum, created_at=now, updated_at=now)
         for d in discovered
     ]
@@ -195,7 +196,9 @@ def summarize_day(rows: list[StatisticRow], entity_ids: list[str], day_start: da
     "have 23 or 25 hours. Built from the stored hourly statistics of the day's UTC hours.",
     partitions_def=daily_partitions_def,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN),
-    deps=[dg.AssetDep(hourly_energy_statistics, partition_mapping=dg.TimeWindowPartitionMapping())],
+    # Dagster maps time windows only between partitions of the same time zone; UTC hours and local days
+    # differ, so the edge is declared over all hours and the asset reads its local day's UTC hours itself.
+    deps=[dg.AssetDep(hourly_energy_statistics, partition_mapping=dg.AllPartitionMapping())],
     kinds={TIMESERIES_KIND},
 )
 def daily_energy_summary(

@@ -17,6 +17,8 @@ from energy_pipeline.storage.timeseries import StatisticRow
 
 # A check launched on its own, without a partition, looks at the last day.
 DEFAULT_WINDOW = timedelta(hours=24)
+# Home Assistant treats a total_increasing reading that drops by 10 % or more as a meter reset.
+RESET_FRACTION = 0.9
 
 
 def check_window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime]:
@@ -88,9 +90,10 @@ def statistics_have_no_duplicates(
 def classify_negative_changes(rows: list[StatisticRow]) -> tuple[list[StatisticRow], list[StatisticRow]]:
     """Split hours into (meter resets, negative changes that are not resets).
 
-    A reset is an hour whose meter reading (``state``) fell below the previous hour's; HA keeps ``sum``
-    continuous across it, so its ``change`` is normally not negative, but it is worth a warning. A
-    negative ``change`` without a falling reading is consumption that went backwards: an error.
+    A reset is HA's own rule for ``total_increasing`` meters: the reading (``state``) fell by at least
+    10 % from the previous hour's. HA keeps ``sum`` continuous across it, so it is only worth a warning.
+    Any other negative ``change`` (a small dip HA did not take for a reset) is consumption that went
+    backwards: an error.
     """
     by_entity: dict[str, list[StatisticRow]] = defaultdict(list)
     for row in rows:
@@ -101,7 +104,8 @@ def classify_negative_changes(rows: list[StatisticRow]) -> tuple[list[StatisticR
         previous: StatisticRow | None = None
         for row in entity_rows:
             is_reset = (previous is not None and previous.ts == row.ts - timedelta(hours=1)
-                        and row.state is not None and previous.state is not None and row.state < previous.state)
+                        and row.state is not None and previous.state is not None
+                        and row.state < RESET_FRACTION * previous.state)
             if is_reset:
                 resets.append(row)
             elif row.change is not None and row.change < 0:
@@ -119,8 +123,8 @@ def _rows_table(rows: list[StatisticRow]) -> str:
 @dg.asset_check(
     asset=hourly_energy_statistics,
     partitions_def=hourly_partitions_def,
-    description="No negative hourly change outside a meter reset. A reset (the meter reading falls "
-    "while HA's sum stays continuous) is reported as a warning with its hour.",
+    description="No negative hourly change outside a meter reset. A reset (the meter reading falls by 10 % "
+    "or more, HA's rule, while HA's sum stays continuous) is reported as a warning with its hour.",
 )
 def statistics_change_is_not_negative(
     context: dg.AssetCheckExecutionContext, timeseries: TimeSeriesResource, documents: DocumentsResource

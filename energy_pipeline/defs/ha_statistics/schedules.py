@@ -30,6 +30,15 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
+def hour_already_fetched(instance: dg.DagsterInstance, hour: datetime) -> bool:
+    """True when the hour's partition was materialized after the hour ended (i.e. with final data)."""
+    key = hour.strftime(PARTITION_KEY_FORMAT)
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=hourly_energy_statistics.key, asset_partitions=[key],
+                              after_timestamp=(hour + timedelta(hours=1)).timestamp()), limit=1)
+    return bool(result.records)
+
+
 def hours_to_fetch(scheduled_for: datetime) -> tuple[str, str]:
     """At hh:12, the hour that just ended and, again, the one before it (HA may have revised it)."""
     this_hour = scheduled_for.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -49,4 +58,6 @@ def hourly_energy_statistics_schedule(context: dg.ScheduleEvaluationContext) -> 
     first, last = hours_to_fetch(context.scheduled_execution_time)
     if not hourly_partitions_def.has_partition_key(first):
         return dg.SkipReason(f"hour {first} is before the first partition")
+    if hour_already_fetched(context.instance, datetime.strptime(last, PARTITION_KEY_FORMAT).replace(tzinfo=UTC)):
+        return dg.SkipReason(f"hour {last} was already fetched when Home Assistant announced it")
     return dg.RunRequest(run_key=f"hourly-{last}", tags={RANGE_START_TAG: first, RANGE_END_TAG: last})
