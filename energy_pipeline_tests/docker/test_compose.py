@@ -137,12 +137,14 @@ def test_named_volumes_and_the_network_match_the_run_launcher(rendered, which, d
     for spec in launcher["container_kwargs"]["volumes"]:
         source, target = spec.split(":")[:2]
         run_mounts[target] = source
-    code_mounts = {target: volume_names.get(source, source) for target, source in mounts(rendered["services"]["code"]).items()}
+    code_mounts = {target: volume_names.get(source, source)
+                   for target, source in mounts(rendered["services"]["code"]).items()}
     assert run_mounts == code_mounts == {"/data": "energy_pipeline_data", "/legacy": "energy_pipeline_legacy"}
     for name in APP_SERVICES:
         service_mounts = mounts(rendered["services"][name])
         assert volume_names[service_mounts["/data"]] == "energy_pipeline_data", name
-    for name, path in (("postgres", "/var/lib/postgresql/data"), ("mongodb", "/data/db"), ("questdb", "/var/lib/questdb")):
+    database_paths = {"postgres": "/var/lib/postgresql/data", "mongodb": "/data/db", "questdb": "/var/lib/questdb"}
+    for name, path in database_paths.items():
         assert mounts(rendered["services"][name])[path] in rendered["volumes"], name
 
 

@@ -86,13 +86,40 @@ def test_queued_run_coordinator_leaves_room_for_the_stream(instance_ref):
 
     klass, value = _validated(instance_ref.run_coordinator_data)
     assert klass is QueuedRunCoordinator
-    limits = {item["key"]: item["limit"] for item in value["tag_concurrency_limits"]}
+    limits = {(item["key"], item.get("value")): item["limit"] for item in value["tag_concurrency_limits"]}
     assert value["max_concurrent_runs"] == 4
-    assert limits == {"dagster/backfill": 2, "dagster/schedule_name": 1}
-    # Backfills and scheduled runs together never take the last slot: the stream run gets it.
-    assert sum(limits.values()) < value["max_concurrent_runs"]
+    assert limits[("dagster/backfill", None)] == 2
+    assert limits[("dagster/schedule_name", None)] == 1
+    assert limits[("dagster/sensor_name", "hourly_statistics_generated_sensor")] == 1
+    assert limits[("energy_pipeline/stream", None)] == 1
+    # Backfills and the hourly catch-up (schedule or its event-driven twin, one per hour) never take
+    # the last slot: the stream run gets it.
+    assert limits[("dagster/backfill", None)] + limits[("dagster/schedule_name", None)] + 1 \
+        <= value["max_concurrent_runs"]
     coordinator = instance_ref.run_coordinator_data.rehydrate(as_type=QueuedRunCoordinator)
     assert coordinator.get_run_queue_config().max_concurrent_runs == 4
+
+
+def test_concurrency_tags_match_the_definitions(dagster_config):
+    """The tags and names the limits rely on exist in the code location."""
+    import dagster as dg
+
+    from energy_pipeline.definitions import defs
+
+    limits = dagster_config["run_coordinator"]["config"]["tag_concurrency_limits"]
+    sensors = {sensor.name: sensor for sensor in defs.sensors or []}
+    schedules = {schedule.name for schedule in defs.schedules or []}
+    assert "hourly_energy_statistics_schedule" in schedules
+    for limit in limits:
+        if limit["key"] == "dagster/sensor_name":
+            assert limit["value"] in sensors, f"no sensor {limit['value']} in the definitions"
+    stream_keys = [limit["key"] for limit in limits if not limit["key"].startswith("dagster/")]
+    assert stream_keys == ["energy_pipeline/stream"]
+    stream_jobs = [job for job in defs.jobs or [] if isinstance(job, dg.JobDefinition)
+                   and stream_keys[0] in (job.tags or {})]
+    assert len(stream_jobs) == 1, "exactly one job carries the stream tag"
+    stream_sensors = [s for s in sensors.values() if any(t.job_name == stream_jobs[0].name for t in s.targets)]
+    assert stream_sensors, "a sensor starts the stream job"
 
 
 def test_docker_run_launcher(instance_ref):

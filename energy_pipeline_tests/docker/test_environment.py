@@ -138,7 +138,7 @@ def test_compose_command_exists(where, argv, monkeypatch):
         return
     scripts = _console_scripts()
     assert program in scripts, f"{where}: {program} is not a console script of the image"
-    module_name, _, attribute = scripts[program].partition(":")
+    module_name = scripts[program].partition(":")[0]
     module = importlib.import_module(module_name)
     if program == "energy-pipeline":
         from energy_pipeline.cli import build_parser
