@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_simulator(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):  # websockets logs every connection at INFO: too chatty here
+        logging.getLogger("energy_pipeline.simulator.wire").setLevel(logging.WARNING)
     house = SimulatedHouse(seed=args.seed, days=args.days, tz=args.tz, extra_devices=args.extra_devices,
                            water=args.water, energy_configured=not args.no_energy_prefs,
                            grid_format=args.grid_format)

@@ -181,6 +181,7 @@ SCHEMAS: dict[str, dict[str, Field] | None] = {
         "include_start_time_state": (False, _is_bool), "significant_changes_only": (False, _is_bool),
         "minimal_response": (False, _is_bool), "no_attributes": (False, _is_bool)},
     "subscribe_events": {"event_type": (False, _is_str)},
+    "supported_features": {"features": (True, _is_dict)},
     "unsubscribe_events": {"subscription": (True, _is_int)},
 }
 
@@ -757,6 +758,9 @@ class HomeAssistantSimulator:
     async def _cmd_subscribe_events(self, connection: _Connection, message: dict[str, Any]) -> Any:
         connection.subscriptions[message["id"]] = message.get("event_type") or "*"
         return None
+
+    async def _cmd_supported_features(self, connection: _Connection, message: dict[str, Any]) -> Any:
+        return None  # accepted; replies are never coalesced into lists here
 
     async def _cmd_unsubscribe_events(self, connection: _Connection, message: dict[str, Any]) -> Any:
         if connection.subscriptions.pop(message["subscription"], None) is None:
