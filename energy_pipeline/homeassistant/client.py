@@ -55,8 +55,8 @@ from energy_pipeline.homeassistant.periods import (
     NOMINAL_PERIOD_SECONDS,
     PERIODS,
     add_periods,
-    as_utc,
     bucket_start,
+    ensure_utc,
 )
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Rand
 
 def _iso_ms(value: datetime) -> str:
     """The ISO form HA's frontend sends: UTC with milliseconds and a ``Z``."""
-    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return ensure_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ms_to_datetime(value: Any) -> datetime | None:
@@ -620,7 +620,7 @@ class HomeAssistantClient:
         HA's time zone and HA's own window rules (the first bucket starts at its local midnight).
         """
         ids = list(dict.fromkeys(statistic_ids))
-        start, end = as_utc(start, "start"), as_utc(end, "end")
+        start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
         if period not in PERIODS:
             raise ValueError(f"unknown period {period!r}; use one of {', '.join(PERIODS)}")
         out: dict[str, list[HAStatistic]] = {sid: [] for sid in ids}
@@ -651,7 +651,7 @@ class HomeAssistantClient:
                                     include_start_time_state: bool = True) -> dict[str, list[HAState]]:
         """Raw states (compressed format: s, lu, lc) per entity; long windows are fetched in chunks."""
         ids = list(dict.fromkeys(entity_ids))
-        start, end = as_utc(start, "start"), as_utc(end, "end")
+        start, end = ensure_utc(start, "start"), ensure_utc(end, "end")
         out: dict[str, list[HAState]] = {eid: [] for eid in ids}
         if not ids or end <= start:
             return out

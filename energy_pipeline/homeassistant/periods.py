@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from energy_pipeline.storage.buckets import bucket_start, ensure_utc
+
 PERIODS: tuple[str, ...] = ("5minute", "hour", "day", "week", "month")
 FIXED_PERIOD_SECONDS: dict[str, int] = {"5minute": 300, "hour": 3600}
 CALENDAR_PERIODS: frozenset[str] = frozenset({"day", "week", "month"})
@@ -19,40 +21,13 @@ NOMINAL_PERIOD_SECONDS: dict[str, int] = {"5minute": 300, "hour": 3600, "day": 8
                                           "month": 31 * 86400}
 
 
-def as_utc(value: datetime, name: str = "datetime") -> datetime:
-    """``value`` in UTC; a naive datetime is refused rather than guessed."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} {value.isoformat()} has no time zone; pass an aware datetime")
-    return value.astimezone(UTC)
-
-
 def _month_after(local: datetime) -> datetime:
     return (local.replace(day=28) + timedelta(days=4)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def bucket_start(instant: datetime, period: str, tz: ZoneInfo) -> datetime:
-    """Start (aware UTC) of the HA bucket containing ``instant``."""
-    instant = as_utc(instant)
-    if period in FIXED_PERIOD_SECONDS:
-        step = FIXED_PERIOD_SECONDS[period]
-        ts = int(instant.timestamp()) // step * step
-        return datetime.fromtimestamp(ts, UTC)
-    local = instant.astimezone(tz)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        start = midnight
-    elif period == "week":
-        start = midnight - timedelta(days=local.weekday())
-    elif period == "month":
-        start = midnight.replace(day=1)
-    else:
-        raise ValueError(f"unknown period {period!r}; use one of {', '.join(PERIODS)}")
-    return _wall(start, tz).astimezone(UTC)
-
-
 def add_periods(start: datetime, period: str, count: int, tz: ZoneInfo) -> datetime:
     """``start`` (a bucket start) moved ``count`` buckets forward, in HA's wall-clock arithmetic."""
-    start = as_utc(start)
+    start = ensure_utc(start)
     if period in FIXED_PERIOD_SECONDS:
         return start + timedelta(seconds=FIXED_PERIOD_SECONDS[period] * count)
     local = start.astimezone(tz)
@@ -77,10 +52,10 @@ def _wall(local: datetime, tz: ZoneInfo) -> datetime:
 def aligned_window(start: datetime, end: datetime | None, period: str,
                    tz: ZoneInfo) -> tuple[datetime, datetime | None]:
     """The window HA really queries: day/week/month start floored, end moved to its bucket's end."""
-    start = as_utc(start, "start")
+    start = ensure_utc(start, "start")
     if period not in CALENDAR_PERIODS:
-        return start, None if end is None else as_utc(end, "end")
+        return start, None if end is None else ensure_utc(end, "end")
     aligned_start = bucket_start(start, period, tz)
     if end is None:
         return aligned_start, None
-    return aligned_start, add_periods(bucket_start(as_utc(end, "end"), period, tz), period, 1, tz)
+    return aligned_start, add_periods(bucket_start(ensure_utc(end, "end"), period, tz), period, 1, tz)

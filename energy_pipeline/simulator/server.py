@@ -67,7 +67,7 @@ def error_message(message_id: Any, code: str, message: str) -> dict[str, Any]:
 
 
 def parse_ha_datetime(value: Any, tz: Any) -> datetime | None:
-    """HA's ``dt_util.parse_datetime`` + ``as_utc``: ISO 8601 (``Z`` allowed); naive means HA's zone."""
+    """HA's ``dt_util.parse_datetime`` + ``ensure_utc``: ISO 8601 (``Z`` allowed); naive means HA's zone."""
     if not isinstance(value, str):
         return None
     try:

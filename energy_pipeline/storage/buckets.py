@@ -36,6 +36,8 @@ def bucket_start(instant: datetime, period: Period, tz: ZoneInfo) -> datetime:
     instant = ensure_utc(instant)
     if period == "hour":
         return floor_hour(instant)
+    if period == "5minute":  # HA's short-term statistics
+        return instant.replace(minute=instant.minute - instant.minute % 5, second=0, microsecond=0)
     local = instant.astimezone(tz)
     if period == "day":
         start = _local_midnight(local, tz)

@@ -53,6 +53,37 @@ class SyncLogEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def check_document_keys(changes: dict[str, Any], what: str) -> None:
+    """Top-level keys must be plain names: MongoDB reads ``a.b`` as a path and ``$x`` as an operator."""
+    for key in changes:
+        if not isinstance(key, str) or not key or "." in key or key.startswith("$") or key == "_id":
+            raise ValueError(f"{what} key {key!r} is not allowed (no dots, no leading '$', not '_id')")
+
+
+def check_increments(changes: dict[str, Any], increments: dict[str, int]) -> None:
+    check_document_keys(increments, "stream state increment")
+    for key, amount in increments.items():
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise ValueError(f"stream state increment {key!r} must be an int, got {amount!r}")
+        if key in changes:
+            raise ValueError(f"stream state key {key!r} is both set and incremented in one update")
+
+
+def check_role(role: str | None, entity_id: str) -> None:
+    if role is not None and role not in ROLES:
+        raise ValueError(f"entity {entity_id!r}: role {role!r} is not one of {', '.join(ROLES)}")
+
+
+def validate_entities(entities: Iterable[EntityRecord]) -> list[EntityRecord]:
+    """The records of an upsert, checked before anything is written (same rules in every backend)."""
+    records = list(entities)
+    for record in records:
+        if not record.entity_id:
+            raise ValueError("entity without entity_id")
+        check_role(record.role, record.entity_id)
+    return records
+
+
 class DocumentStore(ABC):
     backend: str = "abstract"
 

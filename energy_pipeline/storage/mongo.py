@@ -33,8 +33,15 @@ from pymongo.errors import (
 )
 
 from energy_pipeline.storage.buckets import ensure_utc
-from energy_pipeline.storage.documents import SYNC_LOG_RETENTION, DocumentStore, EntityRecord, SyncLogEntry
-from energy_pipeline.storage.sqlite_documents import check_document_keys, check_increments, check_role
+from energy_pipeline.storage.documents import (
+    SYNC_LOG_RETENTION,
+    DocumentStore,
+    EntityRecord,
+    SyncLogEntry,
+    check_document_keys,
+    check_increments,
+    validate_entities,
+)
 from energy_pipeline.storage.timeseries import StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -256,11 +263,7 @@ class MongoDocumentStore(DocumentStore):
 
     def upsert_entities(self, entities: Iterable[EntityRecord]) -> tuple[int, int]:
         """One ordered bulk write; ``$setOnInsert`` keeps the user's ``tracked`` flag on known entities."""
-        records = list(entities)
-        for record in records:
-            if not record.entity_id:
-                raise ValueError("entity without entity_id")
-            check_role(record.role, record.entity_id)
+        records = validate_entities(entities)
         if not records:
             return 0, 0
         now = datetime.now(UTC)

@@ -52,7 +52,6 @@ from energy_pipeline.storage.buckets import (
     next_bucket_start,
     utc_to_micros,
 )
-from energy_pipeline.storage.sqlite_timeseries import validate_daily_summary
 from energy_pipeline.storage.timeseries import (
     ConsumptionBucket,
     DailySummary,
@@ -63,6 +62,7 @@ from energy_pipeline.storage.timeseries import (
     StoreUnavailableError,
     TimeSeriesStore,
     last_wins,
+    validate_daily_summary,
     validate_reading,
     validate_statistic,
 )

@@ -27,7 +27,7 @@ from itertools import pairwise
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from energy_pipeline.storage.buckets import (
     Period,
@@ -45,8 +45,8 @@ from energy_pipeline.storage.timeseries import (
     StoreError,
     StoreUnavailableError,
     TimeSeriesStore,
-    finite_or_none,
     last_wins,
+    validate_daily_summary,
     validate_reading,
     validate_statistic,
 )
@@ -401,25 +401,3 @@ class SQLiteTimeSeriesStore(TimeSeriesStore):
                               consumption=float(total), hours=int(n))
             for b0, b1, e, total, n in self._query(AGGREGATE_SQL, params, "aggregate consumption")
         ]
-
-
-def validate_daily_summary(row: DailySummary) -> DailySummary:
-    """Normalise one summary for writing: aware UTC ts, finite consumption. Raises ValueError on bad rows."""
-    ts = ensure_utc(row.ts, f"daily summary ts for {row.entity_id!r}")
-    if not row.entity_id:
-        raise ValueError("daily summary without entity_id")
-    if not isinstance(row.day, date) or isinstance(row.day, datetime):
-        raise ValueError(f"daily summary day {row.day!r} for {row.entity_id!r} must be a date")
-    consumption = finite_or_none(row.consumption)
-    if consumption is None:
-        raise ValueError(f"daily summary for {row.entity_id!r} on {row.day} has no finite consumption")
-    try:
-        ZoneInfo(row.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"daily summary for {row.entity_id!r}: unknown time zone {row.time_zone!r}") from None
-    return DailySummary(
-        day=row.day, ts=ts, entity_id=row.entity_id, consumption=consumption,
-        min_hourly=finite_or_none(row.min_hourly), max_hourly=finite_or_none(row.max_hourly),
-        hours_present=int(row.hours_present), hours_expected=int(row.hours_expected), time_zone=row.time_zone,
-    )

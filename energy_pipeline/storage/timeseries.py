@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from energy_pipeline.storage.buckets import Period, ensure_utc
 
@@ -122,6 +122,28 @@ def validate_reading(row: Reading) -> Reading | None:
     if value is None:
         return None
     return Reading(ts=ts, entity_id=row.entity_id, value=value)
+
+
+def validate_daily_summary(row: DailySummary) -> DailySummary:
+    """Normalise one summary for writing: aware UTC ts, finite consumption. Raises ValueError on bad rows."""
+    ts = ensure_utc(row.ts, f"daily summary ts for {row.entity_id!r}")
+    if not row.entity_id:
+        raise ValueError("daily summary without entity_id")
+    if not isinstance(row.day, date) or isinstance(row.day, datetime):
+        raise ValueError(f"daily summary day {row.day!r} for {row.entity_id!r} must be a date")
+    consumption = finite_or_none(row.consumption)
+    if consumption is None:
+        raise ValueError(f"daily summary for {row.entity_id!r} on {row.day} has no finite consumption")
+    try:
+        ZoneInfo(row.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"daily summary for {row.entity_id!r}: unknown time zone {row.time_zone!r}") from None
+    return DailySummary(
+        day=row.day, ts=ts, entity_id=row.entity_id, consumption=consumption,
+        min_hourly=finite_or_none(row.min_hourly), max_hourly=finite_or_none(row.max_hourly),
+        hours_present=int(row.hours_present), hours_expected=int(row.hours_expected), time_zone=row.time_zone,
+    )
 
 
 class TimeSeriesStore(ABC):
