@@ -13,7 +13,7 @@ import pytest
 from energy_pipeline.defs.live_events.ingest import EventIngestor, StreamSettings
 from energy_pipeline.homeassistant.models import HAState, StateChangedEvent
 from energy_pipeline.simulator.house import SimulatedHouse
-from energy_pipeline.simulator.server import HomeAssistantSimulator
+from energy_pipeline.simulator.server import HomeAssistantSimulator, wait_for
 from energy_pipeline.storage.documents import EntityRecord
 from energy_pipeline.storage.sqlite_documents import SQLiteDocumentStore
 from energy_pipeline.storage.sqlite_timeseries import SQLiteTimeSeriesStore
@@ -22,15 +22,6 @@ from energy_pipeline.storage.timeseries import StoreUnavailableError
 TOKEN = "stream-token"
 FAST = dict(heartbeat_interval=0.5, heartbeat_timeout=0.5, backoff_initial=0.2, backoff_max=1.0,
             entity_refresh_interval=0.5)
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture
@@ -44,6 +35,12 @@ def live(tmp_path):
     documents.upsert_entities([EntityRecord(entity_id=e.entity_id) for e in house.meters])
     yield sim, timeseries, documents, tmp_path
     sim.stop()
+
+
+def streaming_since(documents) -> datetime:
+    """Waits for the first subscription; events before it were never sent to us (no gap to fill yet)."""
+    assert wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+    return documents.get_stream_state()["connected_since"] + timedelta(seconds=0.5)
 
 
 class Runner:
@@ -85,12 +82,12 @@ def test_events_reach_the_store_within_seconds(live):
     sim, timeseries, documents, home = live
     ingestor = EventIngestor(sim.url, TOKEN, timeseries, documents, home / "spill", StreamSettings(**FAST))
     with Runner(ingestor) as runner:
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+        assert wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 10)
         time.sleep(1.0)
         emitted = sim.emitted_readings(None, since=runner.started)
         assert emitted, "the simulator emits events"
         newest = max(r.time for r in emitted if r.value is not None)
-        assert wait_until(lambda: any(ts >= newest for _, ts in stored_keys(timeseries, newest, newest
+        assert wait_for(lambda: any(ts >= newest for _, ts in stored_keys(timeseries, newest, newest
                                                                               + timedelta(seconds=1))), 5)
     state = documents.get_stream_state()
     assert state["status"] == "stopped" and state["events_written"] > 0 and state["last_heartbeat"]
@@ -100,20 +97,20 @@ def test_dropped_connection_and_restart_with_gap_store_every_reading_exactly_onc
     sim, timeseries, documents, home = live
     entity_ids = sorted(e.entity_id for e in documents.list_entities())
     ingestor = EventIngestor(sim.url, TOKEN, timeseries, documents, home / "spill", StreamSettings(**FAST))
-    with Runner(ingestor) as runner:
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+    with Runner(ingestor):
+        since = streaming_since(documents)
         time.sleep(1.0)
         sim.drop_connections()
         time.sleep(1.0)
         sim.restart(gap_seconds=2.0, wait=True)  # HA down for 2 s: events produced meanwhile only in history
-        assert wait_until(lambda: ingestor.stream.reconnects >= 2
+        assert wait_for(lambda: ingestor.stream.reconnects >= 2
                           and documents.get_stream_state().get("status") == "streaming", 15)
         time.sleep(1.5)
         until = datetime.now(UTC) - timedelta(seconds=1)
-        assert wait_until(lambda: numeric_keys(sim, entity_ids, runner.started, until)
-                          <= set(stored_keys(timeseries, runner.started, until)), 10)
-    expected = numeric_keys(sim, entity_ids, runner.started, until)
-    stored = stored_keys(timeseries, runner.started, until)
+        assert wait_for(lambda: numeric_keys(sim, entity_ids, since, until)
+                        <= set(stored_keys(timeseries, since, until)), 10)
+    expected = numeric_keys(sim, entity_ids, since, until)
+    stored = stored_keys(timeseries, since, until)
     assert set(stored) == expected
     assert len(stored) == len(set(stored)), "every reading exactly once"
     assert ingestor.gap_filled > 0
@@ -124,11 +121,11 @@ def test_unanswered_pings_make_the_stream_reconnect(live):
     sim, timeseries, documents, home = live
     ingestor = EventIngestor(sim.url, TOKEN, timeseries, documents, home / "spill", StreamSettings(**FAST))
     with Runner(ingestor):
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+        assert wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 10)
         sim.stop_answering_pings(True)
-        assert wait_until(lambda: ingestor.stream.reconnects >= 1, 10)
+        assert wait_for(lambda: ingestor.stream.reconnects >= 1, 10)
         sim.stop_answering_pings(False)
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+        assert wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 10)
     assert "no pong" in (documents.get_stream_state().get("last_error") or "")
 
 
@@ -150,23 +147,23 @@ def test_store_outage_loses_nothing(live):
     entity_ids = sorted(e.entity_id for e in documents.list_entities())
     ingestor = EventIngestor(sim.url, TOKEN, timeseries, documents, home / "spill",
                              StreamSettings(**FAST, max_memory=10))
-    with Runner(ingestor) as runner:
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+    with Runner(ingestor):
+        since = streaming_since(documents)
         timeseries.down = True
         time.sleep(2.5)
         assert ingestor.buffer.stats.failed_writes > 0 and ingestor.buffer.stats.spilled > 0
         timeseries.down = False
         time.sleep(2.0)
         until = datetime.now(UTC) - timedelta(seconds=1)
-        assert wait_until(lambda: numeric_keys(sim, entity_ids, runner.started, until)
-                          <= set(stored_keys(timeseries, runner.started, until)), 10)
+        assert wait_for(lambda: numeric_keys(sim, entity_ids, since, until)
+                        <= set(stored_keys(timeseries, since, until)), 10)
 
 
 def test_untracking_an_entity_takes_effect_without_restart(live):
     sim, timeseries, documents, home = live
     ingestor = EventIngestor(sim.url, TOKEN, timeseries, documents, home / "spill", StreamSettings(**FAST))
     with Runner(ingestor):
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 10)
+        assert wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 10)
         documents.set_tracked("sensor.grid_import_energy", False)
         time.sleep(1.5)  # two refresh intervals
         cut = datetime.now(UTC)
@@ -208,7 +205,7 @@ def test_cancelling_the_dagster_run_flushes_the_buffer(live):
          "ha_event_stream_job", "-c", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        assert wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 60), \
+        assert wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 60), \
             process.stdout.read1().decode() if process.poll() is not None else "not streaming"
         since = documents.get_stream_state()["connected_since"] + timedelta(seconds=0.5)
         time.sleep(2.0)
