@@ -24,7 +24,8 @@ from energy_pipeline.simulator.house import SimulatedHouse
 from energy_pipeline.simulator.server import HomeAssistantSimulator
 
 TOKEN = "contract-token-0123456789"
-FIXTURES = Path(os.environ.get("HA_FIXTURES_DIR", "/work/shared/ha-fixtures"))
+# A copy of shared/ha-fixtures (recorded from HA 2025.4.4) lives with the tests so a clone is self-contained.
+FIXTURES = Path(os.environ.get("HA_FIXTURES_DIR") or Path(__file__).with_name("ha_fixtures"))
 FIXTURE_NOW = datetime(2026, 12, 4, 16, 0, tzinfo=UTC)  # the recording's last full hour
 
 ID_MAP = {
