@@ -1,9 +1,10 @@
 """``energy-pipeline demo``: everything on the embedded default, one command, clean stop on Ctrl-C.
 
-Starts the Home Assistant simulator (or uses ``HA_URL``/``HA_TOKEN`` when both are set), discovers
-the entities, starts the Dagster UI and daemon (``dagster dev``) and the chart API, then launches
-backfills of the last 7 days through the webserver so they show in the UI. Children run in their own
-process groups (``dagster dev`` ignores signals otherwise) and are stopped by group on exit.
+Starts the Home Assistant simulator (or uses ``HA_URL``/``HA_TOKEN`` when both are set, see
+:func:`choose_home_assistant`), discovers the entities, starts the Dagster UI and daemon (``dagster dev``)
+and the chart API, then launches backfills of the last 7 days through the webserver so they show in the
+UI. Children run in their own process groups (``dagster dev`` ignores signals otherwise) and are stopped
+by group on exit.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from energy_pipeline.config import load_config
+from energy_pipeline.config import Config, load_config
 from energy_pipeline.orchestration import DagsterGraphQLClient
+from energy_pipeline.storage.factory import open_documents
 
 SIMULATOR_TOKEN = "demo-simulator-token"
 DAGSTER_YAML = """\
@@ -36,8 +38,71 @@ run_coordinator:
 """
 
 
+@dataclass(frozen=True)
+class HomeAssistantChoice:
+    """Which Home Assistant the demo talks to; ``simulator_command`` is None for the user's own."""
+
+    url: str
+    token: str = field(repr=False)
+    simulator_command: list[str] | None
+    message: str
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulator_command is not None
+
+
+def choose_home_assistant(ha_url: str | None, ha_token: str | None, cli: str, port: int,
+                          saved_ha_url: str | None = None) -> HomeAssistantChoice:
+    """The user's Home Assistant when both ``HA_URL`` and ``HA_TOKEN`` are set, else the simulator on ``port``.
+
+    One of the two alone is not enough to reach a real house, so it falls back to the simulator and says
+    which variable is missing. ``saved_ha_url`` (a URL saved through the settings API) is only warned about:
+    saved settings win over the environment in every run, so they would redirect the demo's runs."""
+    warning = ""
+    if saved_ha_url:
+        warning = (f"\nNote: a Home Assistant URL is saved in the settings ({saved_ha_url}); saved settings win over "
+                   "HA_URL/HA_TOKEN in every run. Remove it in the page's settings view (or PUT /api/settings "
+                   '{"ha_url": null, "ha_token": null}) to use the environment\'s Home Assistant.')
+    if ha_url and ha_token:
+        return HomeAssistantChoice(url=ha_url, token=ha_token, simulator_command=None,
+                                   message=f"Using your Home Assistant at {ha_url} (HA_URL and HA_TOKEN are set)."
+                                   + warning)
+    note = ""
+    if ha_url or ha_token:
+        have, missing = ("HA_URL", "HA_TOKEN") if ha_url else ("HA_TOKEN", "HA_URL")
+        note = f" {have} is set but {missing} is not: set both to use your own Home Assistant."
+    command = [cli, "simulate-ha", "--port", str(port), "--token", SIMULATOR_TOKEN, "--days", "30"]
+    return HomeAssistantChoice(
+        url=f"http://127.0.0.1:{port}", token=SIMULATOR_TOKEN, simulator_command=command,
+        message=f"Home Assistant simulator on ws://127.0.0.1:{port}/api/websocket (set HA_URL and HA_TOKEN to use "
+                f"a real one).{note}{warning}")
+
+
+def saved_ha_url(config: Config) -> str | None:
+    """The HA URL saved through the settings API, if the document store can be read (best effort)."""
+    try:
+        store = open_documents(config)
+        try:
+            store.ensure_schema()
+            return store.get_settings().get("ha_url") or None
+        finally:
+            store.close()
+    except Exception:  # a store that is down must not stop the demo; the runs will say so
+        return None
+
+
+DEMO_DESCRIPTION = """Start everything on the embedded default: a Home Assistant (yours when HA_URL and HA_TOKEN are
+both set, else the simulator), the Dagster UI and daemon, and the chart API; discover the entities and backfill
+the last days. Ctrl-C stops everything."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="run simulator, Dagster UI, API and a first backfill locally")
+    parser = subparsers.add_parser("demo", help="run simulator, Dagster UI, API and a first backfill locally",
+                                   description=DEMO_DESCRIPTION,
+                                   epilog="Real Home Assistant: create a long-lived access token (your profile -> "
+                                          "Security -> Long-lived access tokens -> Create token), then "
+                                          "HA_URL=http://homeassistant.local:8123 HA_TOKEN=... make demo.")
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--ha-port", type=int, default=8123)
@@ -117,18 +182,14 @@ def run_demo(args: argparse.Namespace) -> int:
     processes = Processes()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        if config.ha_url and config.ha_token:
-            print(f"Using your Home Assistant at {config.ha_url} (HA_URL and HA_TOKEN are set).")
-        else:
+        choice = choose_home_assistant(config.ha_url, config.ha_token, cli, args.ha_port, saved_ha_url(config))
+        if choice.simulator_command is not None:
             if not port_is_free(args.ha_port):
                 raise RuntimeError(f"port {args.ha_port} is taken: stop what uses it or pass --ha-port")
-            simulator = processes.start(
-                [cli, "simulate-ha", "--port", str(args.ha_port), "--token", SIMULATOR_TOKEN, "--days", "30"],
-                env, logs / "simulator.log")
+            simulator = processes.start(choice.simulator_command, env, logs / "simulator.log")
             wait_for_port(args.ha_port, 60, simulator)
-            env.update(HA_URL=f"http://127.0.0.1:{args.ha_port}", HA_TOKEN=SIMULATOR_TOKEN)
-            print(f"Home Assistant simulator on ws://127.0.0.1:{args.ha_port}/api/websocket "
-                  "(set HA_URL and HA_TOKEN to use a real one).")
+        env.update(HA_URL=choice.url, HA_TOKEN=choice.token)
+        print(choice.message)
 
         print("Discovering entities (energy_entities) ...")
         subprocess.run([str(bin_dir / "dagster"), "asset", "materialize", "-m", "energy_pipeline.definitions",

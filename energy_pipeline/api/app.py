@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from energy_pipeline.api.errors import install_error_handlers, redact
 from energy_pipeline.api.homeassistant import HAStatusCache
-from energy_pipeline.api.routes import entities, readings, settings, statistics, status
+from energy_pipeline.api.routes import entities, insights, operations, readings, settings, statistics, status
 from energy_pipeline.api.state import ApiState, GuardedStore
 from energy_pipeline.config import Config, load_config
 from energy_pipeline.storage.factory import open_documents, open_timeseries
@@ -27,14 +27,15 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 DESCRIPTION = """Home energy from Home Assistant: consumption per calendar bucket (in the house's time zone,
-DST-correct), cost from a versioned time-of-use tariff, live readings, settings and pipeline status.
+DST-correct), cost from a versioned time-of-use tariff, insights (top consumers, peaks, breakdown, heatmap,
+baseload, self-sufficiency), live readings, settings, pipeline status, and syncs run through Dagster.
 
 Times are ISO 8601; a time without offset is read in the house's time zone. Errors are
 `{"error": {"code", "message"}}`."""
 
 
 def create_app(config: Config | None = None, *, poll_interval_s: float = 0.5, heartbeat_interval_s: float = 15.0,
-               ha_timeout_s: float = 5.0, ha_status_ttl_s: float = 30.0) -> FastAPI:
+               ha_timeout_s: float = 5.0, ha_status_ttl_s: float = 30.0, dagster_timeout_s: float = 10.0) -> FastAPI:
     """Build the app; ``config`` defaults to the environment (:func:`load_config`)."""
     config = config or load_config()
     timeseries = open_timeseries(config)
@@ -44,7 +45,7 @@ def create_app(config: Config | None = None, *, poll_interval_s: float = 0.5, he
         timeseries=GuardedStore(timeseries, f"time-series store ({timeseries.backend})"),  # type: ignore[arg-type]
         documents=GuardedStore(documents, f"document store ({documents.backend})"),  # type: ignore[arg-type]
         poll_interval_s=poll_interval_s, heartbeat_interval_s=heartbeat_interval_s,
-        ha_timeout_s=ha_timeout_s, ha_status_ttl_s=ha_status_ttl_s,
+        ha_timeout_s=ha_timeout_s, ha_status_ttl_s=ha_status_ttl_s, dagster_timeout_s=dagster_timeout_s,
     )
 
     @asynccontextmanager
@@ -66,7 +67,7 @@ def create_app(config: Config | None = None, *, poll_interval_s: float = 0.5, he
     app.state.api = state
     app.state.ha_status = HAStatusCache(ttl_s=ha_status_ttl_s, timeout_s=min(ha_timeout_s, 3.0))
     install_error_handlers(app, state.known_secrets)
-    for module in (entities, statistics, readings, settings, status):
+    for module in (entities, statistics, readings, settings, status, insights, operations):
         app.include_router(module.router)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from energy_pipeline.orchestration import DagsterGraphQLError, DagsterUnavailableError
 from energy_pipeline.storage.timeseries import StoreError
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,14 @@ def install_error_handlers(app: FastAPI, secrets: Callable[[], tuple[str, ...]])
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
+
+    @app.exception_handler(DagsterUnavailableError)
+    async def _dagster_down(_: Request, exc: DagsterUnavailableError) -> JSONResponse:
+        return error_json(503, "dagster_unavailable", str(exc), secrets())
+
+    @app.exception_handler(DagsterGraphQLError)
+    async def _dagster_error(_: Request, exc: DagsterGraphQLError) -> JSONResponse:
+        return error_json(502, "dagster_error", f"Dagster refused the request: {exc}", secrets())
 
     @app.exception_handler(StoreError)
     async def _store(_: Request, exc: StoreError) -> JSONResponse:

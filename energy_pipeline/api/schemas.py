@@ -182,3 +182,227 @@ class StatusOut(BaseModel):
         description="Last stored hour (start, local ISO) per tracked entity; null when none")
     stores: list[StoreHealth]
     checks: list[CheckOut]
+
+
+# -- insights ---------------------------------------------------------------------------------------------
+
+InsightPeriod = Literal["day", "week", "month"]
+Basis = Literal["house", "devices", "entity"]
+
+
+class NegativeChangeOut(BaseModel):
+    entity_id: str
+    start: str = Field(description="Hour start, local ISO 8601 with offset")
+    change: float
+
+
+class DataIssues(BaseModel):
+    """What was left out, so that no figure is silently wrong."""
+
+    negative_change_count: int = Field(description="Hours with a negative change, left out of every figure")
+    negative_changes: list[NegativeChangeOut] = Field(description="The first 50 of them")
+    incomplete_house_hours: int = Field(description="Hours where a meter of the house formula has no valid value; "
+                                        "left out of the house's consumption")
+
+
+class InsightBase(BaseModel):
+    time_zone: str
+    period: InsightPeriod | None = Field(description="The calendar bucket asked for; null for an explicit range")
+    start: str = Field(description="Range start, local ISO 8601 with offset (inclusive)")
+    end: str = Field(description="Range end (exclusive)")
+    hours: int = Field(description="Length of the range in hours")
+    unit: Literal["kWh"] = "kWh"
+    issues: DataIssues
+
+
+class HourOut(BaseModel):
+    start: str
+    end: str
+    consumption: float
+
+
+class ConsumerOut(BaseModel):
+    rank: int
+    entity_id: str
+    name: str | None
+    consumption: float
+    hours: int = Field(description="Hours with a valid value")
+    share: float | None = Field(description="consumption / total; null when the total is not positive")
+
+
+class TopConsumersOut(InsightBase):
+    total: float | None = Field(description="The house's consumption, or without grid import the devices' sum")
+    total_basis: Literal["house", "devices"] | None
+    devices_total: float
+    device_count: int = Field(description="Devices with data in the range")
+    consumers: list[ConsumerOut]
+
+
+class EntityPeakOut(BaseModel):
+    entity_id: str
+    name: str | None
+    role: str | None
+    peak: HourOut | None
+
+
+class PeakOut(InsightBase):
+    overall: HourOut | None = Field(description="The hour with the highest house consumption")
+    overall_basis: Literal["house", "devices"] | None
+    entities: list[EntityPeakOut]
+
+
+class BreakdownPart(BaseModel):
+    entity_id: str
+    name: str | None
+    consumption: float
+    share: float | None
+
+
+class NegativeRestHourOut(BaseModel):
+    start: str
+    end: str
+    house: float
+    devices: float
+    rest: float
+
+
+class BreakdownOut(InsightBase):
+    house: float | None = Field(description="grid import + solar − grid export + battery discharge − battery charge")
+    components: dict[str, float] = Field(description="Energy per role of the formula over the same hours")
+    devices: list[BreakdownPart]
+    devices_total: float
+    rest: float | None = Field(description="house − devices; negative when the meters disagree (not clipped)")
+    rest_share: float | None
+    rest_negative: bool
+    negative_rest_hour_count: int
+    negative_rest_hours: list[NegativeRestHourOut] = Field(description="The first 50 hours with a negative rest")
+    hours_used: int = Field(description="Hours in which the house's consumption is known")
+
+
+class TimelineSeries(BaseModel):
+    entity_id: str
+    name: str | None
+    role: str | None
+    consumption: list[float | None] = Field(description="Aligned with buckets; null = no valid hour")
+
+
+class TimelineOut(InsightBase):
+    group_by: Literal["hour", "day"]
+    buckets: list[Bucket]
+    series: list[TimelineSeries]
+    house: list[float | None] | None = Field(description="House consumption per bucket; null without grid import")
+    rest: list[float | None] | None = Field(description="house − the series shown, per bucket")
+
+
+class HeatCellOut(BaseModel):
+    weekday: int = Field(description="0 = Monday")
+    hour: int = Field(description="Local hour of day")
+    average: float | None
+    samples: int = Field(description="Local days in the range that have this slot")
+
+
+class HeatmapOut(InsightBase):
+    entity_id: str | None
+    basis: Basis | None
+    cells: list[HeatCellOut] = Field(description="7 x 24 cells, Monday 00:00 first")
+    max_average: float | None
+
+
+class NightOut(BaseModel):
+    date: str
+    minimum: float | None = Field(description="kWh of the lowest hour 00:00-05:00; null when the window is incomplete")
+    hours: int
+    hours_expected: int
+
+
+class BaseloadOut(InsightBase):
+    basis: Literal["house", "devices"] | None
+    baseload_kw: float | None = Field(description="Median over the nights of the lowest hourly consumption")
+    cost_per_year: float | None = Field(description="baseload_kw x 8760 h x the tariff's average price; null "
+                                        "without a tariff in force today")
+    currency: str | None
+    average_price_per_kwh: float | None
+    nights_used: int
+    nights: list[NightOut]
+
+
+class SelfSufficiencyValues(BaseModel):
+    consumption: float | None
+    grid_import: float | None
+    solar: float | None
+    battery_discharge: float | None
+    self_sufficiency: float | None = Field(description="1 − grid_import / consumption, clipped to 0..1")
+    battery_share: float | None
+    solar_share: float | None
+
+
+class SelfSufficiencyBucket(Bucket, SelfSufficiencyValues):
+    pass
+
+
+class SelfSufficiencyOut(InsightBase):
+    group_by: Literal["hour", "day"]
+    buckets: list[SelfSufficiencyBucket]
+    total: SelfSufficiencyValues
+
+
+# -- operations ---------------------------------------------------------------------------------------------
+
+
+class SyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: str | None = Field(default=None, description="ISO 8601; naive = house time zone; default end - 24 h")
+    end: str | None = Field(default=None, description="ISO 8601 (exclusive); default the start of the current "
+                            "UTC hour")
+
+
+class SyncOut(BaseModel):
+    backfill_id: str
+    partitions: list[str] = Field(description="Partition keys (UTC hours, %Y-%m-%d-%H:%M) of the backfill")
+    partition_count: int
+    asset: str
+    start: str = Field(description="First hour, UTC ISO 8601")
+    end: str = Field(description="End of the last hour, UTC ISO 8601")
+    ui_url: str
+
+
+class DiscoverOut(BaseModel):
+    run_id: str
+    job_name: str
+    ui_url: str
+
+
+class SyncLogEntryOut(BaseModel):
+    type: Literal["run", "backfill"]
+    id: str
+    kind: Literal["statistics", "migration", "discovery"]
+    assets: list[str]
+    status: str = Field(description="Dagster's status (runs: QUEUED, STARTED, SUCCESS, FAILURE, CANCELED, ...; "
+                        "backfills: REQUESTED, COMPLETED_SUCCESS, COMPLETED_FAILED, ...)")
+    job_name: str | None
+    backfill_id: str | None
+    title: str | None
+    partition_first: str | None
+    partition_last: str | None
+    partition_count: int | None
+    hours_start: str | None = Field(description="Start of the data range covered, local ISO 8601")
+    hours_end: str | None
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    rows_written: int | None = Field(description="The materialization metadata rows_written (a backfill: sum "
+                                     "over its runs)")
+    entity_rows: int | None = Field(default=None, description="With entity_id: that entity's rows stored in the "
+                                    "covered hours from this asset")
+    error: str | None
+    metadata: dict[str, Any]
+    run_ids: list[str]
+    ui_url: str
+
+
+class SyncLogOut(BaseModel):
+    source: Literal["dagster"] = "dagster"
+    dagster_url: str
+    entity_id: str | None
+    entries: list[SyncLogEntryOut]

@@ -70,6 +70,7 @@ class ApiState:
     heartbeat_interval_s: float = 15.0
     ha_timeout_s: float = 5.0
     ha_status_ttl_s: float = 30.0
+    dagster_timeout_s: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -8,6 +8,7 @@ log records propagate to the root logger, so ``caplog`` sees uvicorn's access lo
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,9 @@ from energy_pipeline.storage.factory import open_documents, open_timeseries
 from energy_pipeline.storage.timeseries import StatisticRow, TimeSeriesStore
 from energy_pipeline_tests.conftest import free_port
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WAIT_S = 30
 SERVER_ENV = ("HA_URL", "HA_TOKEN", "MONGODB_URI", "QUESTDB_ADDR", "QUESTDB_PG_DSN", "ENERGY_PIPELINE_SECRET_KEY",
               "ENERGY_PIPELINE_TIME_ZONE")
 
@@ -157,3 +161,35 @@ def hourly(entity_id: str, start: datetime, hours: int, change: float | Callable
 def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
     """Capture INFO and up (uvicorn's access log is INFO) so the secrecy tests see every line."""
     caplog.set_level(logging.INFO)
+
+
+# -- headless Chromium ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium driven by chromedriver (Debian packages chromium, chromium-driver)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert CHROMEDRIVER.exists() or shutil.which("chromedriver"), "chromium is installed but chromedriver is not"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+                     "--window-size=1280,1600"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_attrs(driver: Any, css: str, *names: str) -> list[dict[str, str | None]]:
+    """Attributes of every element matching ``css``, read in one script (charts redraw at any time)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map("
+        "e => Object.fromEntries(arguments[1].map(n => [n, e.getAttribute(n)])));", css, list(names))

@@ -4,8 +4,6 @@ page loaded showing up in the live chart through the server-sent event stream.""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,11 +11,7 @@ import httpx
 import pytest
 
 from energy_pipeline.storage.timeseries import Reading
-from energy_pipeline_tests.api.conftest import GRID, SOLAR, LiveApi, add_entities, hourly
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-WAIT_S = 30
+from energy_pipeline_tests.api.conftest import CHROMIUM, GRID, SOLAR, WAIT_S, LiveApi, add_entities, hourly
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
                                 "(apt-get install chromium chromium-driver); CI always installs it")
@@ -31,27 +25,6 @@ def test_page_and_its_assets_are_served_without_any_external_url(live_api: LiveA
     for text in (page.text, client.get("/static/app.js").text, client.get("/static/app.css").text):
         urls = re.findall(r"https?://[^\s\"')]+", text)
         assert all(u.startswith("http://www.w3.org/") for u in urls), urls  # only the SVG namespace
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMEDRIVER.exists() or shutil.which("chromedriver"), "chromium is installed but chromedriver is not"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                     "--window-size=1280,1600"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_bars_render_and_live_readings_arrive(live_api: LiveApi, browser: object, tmp_path: Path) -> None:
