@@ -211,7 +211,7 @@ def test_cancelling_the_dagster_run_flushes_the_buffer(live):
         time.sleep(2.0)
         assert timeseries.read_readings(None, started, datetime.now(UTC)) == []
         os.killpg(process.pid, signal.SIGTERM)
-        output = process.communicate(timeout=60)[0].decode()
+        output = process.communicate(timeout=120)[0].decode()
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

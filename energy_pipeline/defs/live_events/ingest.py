@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 # HA keeps raw states for 10 days by default: older gaps cannot be filled from history.
 HISTORY_RETENTION = timedelta(days=10)
 STATE_WRITE_INTERVAL_S = 1.0
+# After a termination request the stream gets this long to close its connections before the flush.
+STOP_GRACE_S = 15.0
 STATISTICS_GENERATED_EVENT = "recorder_hourly_statistics_generated"
 
 
@@ -63,6 +66,7 @@ class EventIngestor:
                                     max_delay=self.settings.max_delay, max_memory=self.settings.max_memory)
         self._log = log_info or log.info
         self.connection_provider = connection_provider
+        self._stop_requested = False
         self._settings_checked = time.monotonic()
         self.stream: StateChangeStream | None = None
         self.non_numeric_skipped = 0
@@ -90,17 +94,41 @@ class EventIngestor:
         return max(oldest, datetime.now(UTC) - HISTORY_RETENTION)
 
     def stop(self) -> None:
+        """Ask the stream to end; safe from any thread, also before it has started."""
+        self._stop_requested = True
         if self.stream is not None:
             self.stream.stop()
 
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Blocking entry point; always flushes the buffer and records the final state."""
+        """Blocking entry point; always flushes the buffer and records the final state.
+
+        The event loop runs in its own thread so that an interrupt in this one (Dagster raises it here
+        when a run is terminated from the UI) becomes an orderly stop, bounded in time, then a flush.
+        """
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                asyncio.run(self._run())
+            except BaseException as exc:  # handed to the caller's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=loop, name="ha-event-stream", daemon=True)
+        thread.start()
         try:
-            asyncio.run(self._run())
+            while thread.is_alive():
+                thread.join(0.5)
+        except BaseException:
+            self._log("run terminated: stopping the stream and flushing")
+            self.stop()
+            thread.join(STOP_GRACE_S)
+            raise
         finally:
             self.close()
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         written = self.buffer.close()
@@ -113,11 +141,15 @@ class EventIngestor:
         if resume_from:
             self._log(f"resuming from the last stored reading at {resume_from.isoformat()}")
         s = self.settings
+        if self._stop_requested:
+            return
         self.stream = StateChangeStream(
             self.url, self._token, self.tracked_entity_ids, heartbeat_interval=s.heartbeat_interval,
             heartbeat_timeout=s.heartbeat_timeout, backoff_initial=s.backoff_initial, backoff_max=s.backoff_max,
             entity_refresh_interval=s.entity_refresh_interval, resume_from=resume_from, on_status=self._on_status,
         )
+        if self._stop_requested:  # stop() came while the stream was being built
+            self.stream.stop()
         flusher = asyncio.create_task(self._flush_loop())
         listener = asyncio.create_task(self._statistics_generated_loop())
         deadline = asyncio.get_running_loop().call_later(s.max_runtime_s, self.stop) if s.max_runtime_s else None
