@@ -64,6 +64,11 @@ def energy_entities(
     )
     context.log.info("discovered %d entities (%d new) on HA %s, time zone %s",
                      len(records), inserted, ha_config.version, ha_config.time_zone)
+    if daily_partitions_def.timezone != ha_config.time_zone:
+        context.log.warning(
+            f"daily partitions are laid out in {daily_partitions_def.timezone}, Home Assistant uses "
+            f"{ha_config.time_zone}: reload the code location (Deployment → Reload) to use HA's zone, "
+            "or set ENERGY_PIPELINE_TIME_ZONE")
     return dg.MaterializeResult(metadata={
         "entities": len(records),
         "inserted": inserted,
