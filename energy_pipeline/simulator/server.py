@@ -669,7 +669,8 @@ class HomeAssistantSimulator:
     async def _cmd_recorder_get_statistics_metadata(self, connection: _Connection, message: dict[str, Any]) -> Any:
         return self.house.metadata(message.get("statistic_ids") or None)
 
-    async def _cmd_recorder_statistics_during_period(self, connection: _Connection, message: dict[str, Any]) -> Any:
+    def _window(self, message: dict[str, Any]) -> tuple[datetime, datetime | None]:
+        """``start_time``/``end_time`` as HA parses them, with HA's error codes for bad ones."""
         start = parse_ha_datetime(message["start_time"], self.house.tz)
         if start is None:
             raise _CommandFailed("invalid_start_time", "Invalid start_time")
@@ -678,6 +679,10 @@ class HomeAssistantSimulator:
             end = parse_ha_datetime(message["end_time"], self.house.tz)
             if end is None:
                 raise _CommandFailed("invalid_end_time", "Invalid end_time")
+        return start, end
+
+    async def _cmd_recorder_statistics_during_period(self, connection: _Connection, message: dict[str, Any]) -> Any:
+        start, end = self._window(message)
         message_id = message["id"]
 
         def compute() -> str:
@@ -734,14 +739,7 @@ class HomeAssistantSimulator:
         return None, None
 
     async def _cmd_history_history_during_period(self, connection: _Connection, message: dict[str, Any]) -> Any:
-        start = parse_ha_datetime(message["start_time"], self.house.tz)
-        if start is None:
-            raise _CommandFailed("invalid_start_time", "Invalid start_time")
-        end = None
-        if message.get("end_time"):
-            end = parse_ha_datetime(message["end_time"], self.house.tz)
-            if end is None:
-                raise _CommandFailed("invalid_end_time", "Invalid end_time")
+        start, end = self._window(message)
         if any(not ENTITY_ID_RE.match(e) for e in message["entity_ids"]):
             raise _CommandFailed("invalid_entity_ids", "Invalid entity_ids")
         message_id = message["id"]

@@ -308,15 +308,25 @@ class SQLiteTimeSeriesStore(TimeSeriesStore):
     def _range(start: datetime, end: datetime) -> list[Any]:
         return [utc_to_micros(ensure_utc(start, "start")), utc_to_micros(ensure_utc(end, "end"))]
 
-    def read_statistics(self, entity_ids: Sequence[str] | None, start: datetime,
-                        end: datetime) -> list[StatisticRow]:
-        sql = ("SELECT ts, entity_id, change, sum, state, mean, min, max, source FROM energy_statistics "
-               "WHERE ts >= ? AND ts < ?")
+    def _select_range(self, select: str, entity_ids: Sequence[str] | None, start: datetime, end: datetime,
+                      order: str, limit: int | None = None) -> tuple[str, list[Any]]:
+        """``select`` restricted to ``[start, end)`` and (optionally) some entities, ordered."""
+        sql = f"{select} WHERE ts >= ? AND ts < ?"
         params = self._range(start, end)
         if entity_ids is not None:
             sql += _ENTITY_FILTER
             params.append(_entities_json(entity_ids))
-        sql += " ORDER BY entity_id, ts"
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(int(limit), 0))
+        return sql, params
+
+    def read_statistics(self, entity_ids: Sequence[str] | None, start: datetime,
+                        end: datetime) -> list[StatisticRow]:
+        sql, params = self._select_range(
+            "SELECT ts, entity_id, change, sum, state, mean, min, max, source FROM energy_statistics",
+            entity_ids, start, end, "entity_id, ts")
         return [
             StatisticRow(ts=micros_to_utc(ts), entity_id=e, change=c, sum=s, state=st, mean=me, min=mi,
                          max=ma, source=src)
@@ -325,27 +335,16 @@ class SQLiteTimeSeriesStore(TimeSeriesStore):
 
     def read_readings(self, entity_ids: Sequence[str] | None, start: datetime, end: datetime,
                       limit: int | None = None) -> list[Reading]:
-        sql = "SELECT ts, entity_id, value FROM energy_readings WHERE ts >= ? AND ts < ?"
-        params = self._range(start, end)
-        if entity_ids is not None:
-            sql += _ENTITY_FILTER
-            params.append(_entities_json(entity_ids))
-        sql += " ORDER BY ts, entity_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(int(limit), 0))
+        sql, params = self._select_range("SELECT ts, entity_id, value FROM energy_readings", entity_ids, start,
+                                         end, "ts, entity_id", limit)
         return [Reading(ts=micros_to_utc(ts), entity_id=e, value=v)
                 for ts, e, v in self._query(sql, params, "read readings")]
 
     def read_daily_summaries(self, entity_ids: Sequence[str] | None, start: datetime,
                              end: datetime) -> list[DailySummary]:
-        sql = ("SELECT ts, entity_id, day, consumption, min_hourly, max_hourly, hours_present, "
-               "hours_expected, time_zone FROM energy_daily_summary WHERE ts >= ? AND ts < ?")
-        params = self._range(start, end)
-        if entity_ids is not None:
-            sql += _ENTITY_FILTER
-            params.append(_entities_json(entity_ids))
-        sql += " ORDER BY entity_id, ts"
+        sql, params = self._select_range(
+            "SELECT ts, entity_id, day, consumption, min_hourly, max_hourly, hours_present, hours_expected, "
+            "time_zone FROM energy_daily_summary", entity_ids, start, end, "entity_id, ts")
         return [
             DailySummary(day=date.fromisoformat(day), ts=micros_to_utc(ts), entity_id=e, consumption=c,
                          min_hourly=lo, max_hourly=hi, hours_present=hp, hours_expected=he, time_zone=tz)
