@@ -254,6 +254,10 @@ def report(result: BenchResult, phase: str, measured: dict[str, Any]) -> None:
         result.add(f"[{label}] ingest, rows queryable per second", rate, "events/s",
                    baseline=f"simulator sent {sent_rate:,.0f} events/s ({entities})",
                    ratio=rate / sent_rate if sent_rate else None)
+    if stats.get("cpu_s") and stats.get("events_total"):
+        cpu_us = 1e6 * stats["cpu_s"] / stats["events_total"]
+        result.add(f"[{label}] ingest CPU per event (whole run, all threads)", cpu_us, "µs",
+                   baseline=f"{stats['events_total']:,} events in {stats['cpu_s']:.1f} CPU s")
     result.add(f"[{label}] event → queryable latency p50", p50, "s",
                baseline=f"{len(emit_latency):,} sampled events, from emission")
     result.add(f"[{label}] event → queryable latency p99", p99, "s", target="≤ 2 s", met=p99 <= 2.0)
