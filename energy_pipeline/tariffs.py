@@ -149,9 +149,6 @@ class Tariff:
         self.versions = tuple(sorted(versions, key=lambda v: v.effective_from))
         self._dates = [v.effective_from for v in self.versions]
         self._grids = [v.price_grid() for v in self.versions]
-        # Price per (zone, UTC hour): a comparison prices the same hours for every entity, and the
-        # local-time conversion is most of the cost (bench: compare with a tariff, 10 ids x 1 year).
-        self._hour_prices: dict[tuple[str, datetime], float | None] = {}
 
     def __repr__(self) -> str:
         return f"Tariff({self.currency!r}, {len(self.versions)} versions)"
@@ -197,11 +194,7 @@ class Tariff:
             index = bisect.bisect_right(bounds, hour) - 1
             if not 0 <= index < count:
                 continue
-            key = (time_zone, hour)
-            if key in self._hour_prices:
-                price = self._hour_prices[key]
-            else:
-                price = self._hour_prices[key] = self.price_at(hour.astimezone(tz))
+            price = self.price_at(hour.astimezone(tz))
             if price is not None:
                 energy[index] += kwh * price
         out: list[CostBreakdown | None] = []
