@@ -33,8 +33,8 @@ from bench.common import (
     run_benchmark,
     scratch_dir,
     start_child,
-    wait_until,
 )
+from energy_pipeline.simulator.server import wait_for
 
 NAME = "chart_queries"
 TITLE = "Chart queries: GET statistics?period=day and POST compare, 1 year x 10 entities over HTTP"
@@ -108,7 +108,7 @@ def body(args: argparse.Namespace, result: BenchResult) -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=base, timeout=30) as client:
-                if not wait_until(lambda: _healthy(client), 60, 0.2):
+                if not wait_for(lambda: _healthy(client), 60, 0.2):
                     raise RuntimeError(f"the API did not start: {server.log_tail()}")
                 query = {"period": "day", "start": first_day.isoformat(), "end": last_day.isoformat()}
                 compare_body = {"entity_ids": entity_ids, **query}

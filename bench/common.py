@@ -342,13 +342,6 @@ def start_child(args: Sequence[str], env: dict[str, str], log_path: Path, name: 
     return Child(process, name, log_path)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def port_open(port: int) -> bool:

@@ -34,8 +34,8 @@ from bench.common import (
     run_benchmark,
     scratch_dir,
     start_child,
-    wait_until,
 )
+from energy_pipeline.simulator.server import wait_for
 
 NAME = "footprint"
 TITLE = "Footprint: peak memory of `make demo`'s processes and time until the Dagster UI answers"
@@ -220,7 +220,7 @@ def quick_footprint(scratch: Path, result: BenchResult) -> None:
     sampler = Sampler([c.pid for c in children])
     sampler.start()
     try:
-        if not wait_until(lambda: _answers(f"http://127.0.0.1:{api_port}/api/health"), 60, 0.1):
+        if not wait_for(lambda: _answers(f"http://127.0.0.1:{api_port}/api/health"), 60, 0.1):
             raise RuntimeError(f"the API did not answer: {children[1].log_tail()}")
         api_s = time.monotonic() - started
         time.sleep(1.0)
@@ -263,14 +263,14 @@ def demo_footprint(scratch: Path, result: BenchResult, args: argparse.Namespace)
             if "api" not in marks and _answers(f"http://127.0.0.1:{api_port}/api/health"):
                 marks["api"] = time.monotonic() - started
             time.sleep(0.25)
-        if not wait_until(lambda: reader.first(r"Daily summaries done") is not None or demo.poll() is not None, 900,
+        if not wait_for(lambda: reader.first(r"Daily summaries done") is not None or demo.poll() is not None, 900,
                           0.5):
             raise RuntimeError("the demo's backfills did not finish within 900 s")
         if demo.poll() is not None:
             raise RuntimeError(f"the demo exited ({demo.returncode}): {child.log_tail()}")
         marks["backfills"] = reader.first(r"Daily summaries done")[0]  # type: ignore[index]
         log(NAME, f"backfills done after {marks['backfills']:.1f} s; waiting for the stream run")
-        if wait_until(lambda: _stream_status(api_port) == "streaming", args.stream_wait, 1.0):
+        if wait_for(lambda: _stream_status(api_port) == "streaming", args.stream_wait, 1.0):
             marks["stream"] = time.monotonic() - started
             time.sleep(10.0)  # let the stream run settle at its working size
         else:

@@ -40,8 +40,8 @@ from bench.common import (
     run_benchmark,
     scratch_dir,
     summary,
-    wait_until,
 )
+from energy_pipeline.simulator.server import wait_for
 
 NAME = "live_ingest"
 TITLE = "Live ingest: simulator firing state_changed as fast as it can into the streaming ingest"
@@ -171,7 +171,7 @@ def run_phase(home: Path, args: argparse.Namespace, extra_devices: int, duration
                 env=clean_env(ENERGY_PIPELINE_HOME=str(home)), cwd=str(REPO), stdout=subprocess.PIPE,
                 stderr=log_file, start_new_session=True)
         try:
-            if not wait_until(lambda: documents.get_stream_state().get("status") == "streaming", 60, 0.05):
+            if not wait_for(lambda: documents.get_stream_state().get("status") == "streaming", 60, 0.05):
                 raise RuntimeError(f"the ingest did not start streaming: {worker_log.read_text()[-3000:]}")
             poller.start()
             time.sleep(warmup)

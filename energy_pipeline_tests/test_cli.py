@@ -1,9 +1,10 @@
 """The `energy-pipeline` command's own subcommands (others are tested next to their modules)."""
 
 import os
-import socket
 import subprocess
 import sys
+
+from energy_pipeline_tests.conftest import free_port
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -11,10 +12,6 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, timeout=120)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_every_subcommand_is_registered():
@@ -30,7 +27,7 @@ def test_backfill_rejects_a_key_outside_the_partitions():
 
 
 def test_backfill_says_clearly_when_the_webserver_is_down():
-    port = closed_port()
+    port = free_port()
     result = run_cli("backfill", "hourly_energy_statistics", "--from", "2025-01-02-00:00", "--to",
                      "2025-01-02-05:00", DAGSTER_GRAPHQL_URL=f"http://127.0.0.1:{port}/graphql")
     assert result.returncode == 2

@@ -28,6 +28,7 @@ from energy_pipeline.homeassistant.client import HomeAssistantSyncClient
 from energy_pipeline.simulator.house import SimulatedHouse
 from energy_pipeline.simulator.server import HomeAssistantSimulator
 from energy_pipeline.storage.timeseries import StatisticRow
+from energy_pipeline_tests.conftest import free_port
 
 TOKEN = "test-token"
 # A fixed "now" two days after Europe/Berlin's autumn DST change (2025-10-26 has 25 hours).
@@ -220,11 +221,3 @@ def test_schedule_fetches_the_hour_that_ended_and_the_one_before():
         request = hourly_energy_statistics_schedule(context)
     assert request.tags[RANGE_START_TAG] == "2025-10-27-12:00"
     assert request.tags[RANGE_END_TAG] == "2025-10-27-13:00"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -14,15 +13,12 @@ from pymongo.errors import AutoReconnect, OperationFailure, ServerSelectionTimeo
 
 from energy_pipeline.storage.mongo import MongoDocumentStore, redact_hosts
 from energy_pipeline.storage.timeseries import StoreError, StoreUnavailableError
+from energy_pipeline_tests.conftest import free_port
 
 PASSWORD = "s3cret-Pa55word"
 ServerFactory = Callable[[], Any]  # conftest's secantus_server_factory
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_redact_hosts_drops_credentials_and_options() -> None:

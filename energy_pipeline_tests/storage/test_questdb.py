@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from energy_pipeline.storage.timeseries import (
     StoreError,
     StoreUnavailableError,
 )
+from energy_pipeline_tests.conftest import free_port
 
 PG_PASSWORD = "pg-s3cret-pw"
 ILP_PASSWORD = "ilp-s3cret-pw"
@@ -40,10 +40,6 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,11 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from energy_pipeline.config import load_config
-from energy_pipeline.defs.ha_statistics.partitions import daily_partitions_def, hourly_partitions_def
+from energy_pipeline.defs.ha_statistics.partitions import (
+    daily_partitions_def,
+    hourly_partitions_def,
+    utc_time_window,
+)
 from energy_pipeline.defs.resources import DocumentsResource, HomeAssistantResource, TimeSeriesResource
 from energy_pipeline.storage.buckets import next_bucket_start
 from energy_pipeline.storage.documents import ROLES, EntityRecord, SyncLogEntry
@@ -139,8 +143,7 @@ def hourly_energy_statistics(
     documents: DocumentsResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
-    window = context.partition_time_window
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+    start, end = utc_time_window(context)
     entity_ids = tracked_entity_ids(documents)
     if not entity_ids:
         context.log.warning("no tracked entities: materialize energy_entities first, or track some in the API")
@@ -210,8 +213,7 @@ def daily_energy_summary(
     context: dg.AssetExecutionContext, timeseries: TimeSeriesResource, documents: DocumentsResource
 ) -> dg.MaterializeResult:
     started = time.monotonic()
-    window = context.partition_time_window
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+    start, end = utc_time_window(context)
     time_zone = daily_partitions_def.timezone
     entity_ids = tracked_entity_ids(documents)
     rows = timeseries.store.read_statistics(entity_ids, start, end)

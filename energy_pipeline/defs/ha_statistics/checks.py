@@ -11,7 +11,7 @@ from energy_pipeline.defs.ha_statistics.assets import (
     missing_hours_table,
     tracked_entity_ids,
 )
-from energy_pipeline.defs.ha_statistics.partitions import hourly_partitions_def
+from energy_pipeline.defs.ha_statistics.partitions import hourly_partitions_def, utc_time_window
 from energy_pipeline.defs.resources import DocumentsResource, TimeSeriesResource
 from energy_pipeline.storage.timeseries import StatisticRow
 
@@ -24,8 +24,7 @@ RESET_FRACTION = 0.9
 def check_window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime]:
     """The UTC hours the run materialized (a range for backfills), or the last 24 full hours."""
     if context.has_partition_key_range or context.has_partition_key:
-        window = context.partition_time_window
-        return window.start.astimezone(UTC), window.end.astimezone(UTC)
+        return utc_time_window(context)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     return end - DEFAULT_WINDOW, end
 

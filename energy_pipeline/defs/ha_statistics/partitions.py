@@ -52,6 +52,12 @@ def house_time_zone(config: Config) -> str:
         return config.time_zone or "UTC"
 
 
+def utc_time_window(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[datetime, datetime]:
+    """The run's partition time window (one partition or a backfill range) as aware UTC datetimes."""
+    window = context.partition_time_window
+    return window.start.astimezone(UTC), window.end.astimezone(UTC)
+
+
 def hourly_partitions(config: Config) -> dg.HourlyPartitionsDefinition:
     start = statistics_start_date(config)
     return dg.HourlyPartitionsDefinition(start_date=f"{start.isoformat()}-00:00", timezone="UTC")

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from energy_pipeline.config import load_config
+from energy_pipeline.defs.ha_statistics.partitions import utc_time_window
 from energy_pipeline.defs.resources import DocumentsResource, TimeSeriesResource
 from energy_pipeline.storage.documents import EntityRecord, SyncLogEntry
 from energy_pipeline.storage.legacy import LegacyDatabase, LegacyDatabaseError, LegacyScan, RejectedRow
@@ -109,8 +110,7 @@ def legacy_energy_statistics(
     context: dg.AssetExecutionContext, timeseries: TimeSeriesResource, documents: DocumentsResource
 ) -> dg.MaterializeResult:
     started = time.monotonic()
-    window = context.partition_time_window
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+    start, end = utc_time_window(context)
     with open_legacy_database() as db:
         scan = db.scan()
         legacy_entities = db.entities()
@@ -169,8 +169,7 @@ legacy_migration_job = dg.define_asset_job(
 def migration_row_counts_match(
     context: dg.AssetCheckExecutionContext, timeseries: TimeSeriesResource
 ) -> dg.AssetCheckResult:
-    window = context.partition_time_window
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+    start, end = utc_time_window(context)
     with open_legacy_database() as db:
         scan = db.scan()
     expected, _, _ = count_window(scan, ha_keys_in(timeseries, start, end), start, end)
